@@ -61,8 +61,13 @@ type Report struct {
 	Findings             []Finding        `json:"findings"`
 	DequantError         []DequantError   `json:"dequant_error"`
 	Diff                 []DiffEntry      `json:"diff"`
-	Summary              Summary          `json:"summary"`
-	Run                  *Run             `json:"run,omitempty"`
+	// Checks lists every (rule, target) pair that was evaluated, including
+	// those that found nothing, so JUnit can show passing checks. It is
+	// omitted when the producer did not record its checks; renderers then
+	// derive the checks from Findings.
+	Checks  []Check `json:"checks,omitempty"`
+	Summary Summary `json:"summary"`
+	Run     *Run    `json:"run,omitempty"`
 }
 
 // Tool names the program that wrote the report.
@@ -167,6 +172,20 @@ type DiffEntry struct {
 	Baseline   any    `json:"baseline"`
 	New        any    `json:"new"`
 	Regression bool   `json:"regression"`
+	// Change classifies the entry: one of the Change constants
+	// ("regression", "improvement", "changed", "added", "removed").
+	Change string `json:"change,omitempty"`
+}
+
+// Check is one evaluated (rule, target) pair of a verification, whether
+// or not it produced findings.
+type Check struct {
+	Rule   string `json:"rule"`
+	Target string `json:"target"`
+	// Description says in a few words what the rule checks.
+	Description string `json:"description,omitempty"`
+	// Findings is the number of findings the check produced (0: passed).
+	Findings int `json:"findings"`
 }
 
 // Summary counts findings by severity.
@@ -212,6 +231,23 @@ func (r *Report) countFinding(f Finding, n int) {
 	default:
 		r.Summary.Infos += n
 	}
+}
+
+// AddCheck records that the rule was evaluated for target and produced
+// the given number of findings. Recording the same (rule, target) twice
+// adds the counts, so a verifier can call it once per checked tensor.
+func (r *Report) AddCheck(rule, target, description string, findings int) {
+	for i := range r.Checks {
+		c := &r.Checks[i]
+		if c.Rule == rule && c.Target == target {
+			c.Findings += findings
+			if c.Description == "" {
+				c.Description = description
+			}
+			return
+		}
+	}
+	r.Checks = append(r.Checks, Check{Rule: rule, Target: target, Description: description, Findings: findings})
 }
 
 // Summarize recomputes Summary from Findings.
