@@ -47,6 +47,7 @@ type quantizeOptions struct {
 	allowUncalibrated bool
 	device            string
 	faults            []string
+	export            *exportFlags
 }
 
 func newQuantizeCmd(a *App) *cobra.Command {
@@ -92,6 +93,7 @@ Progress goes to stderr; the summary table to stdout (stderr with --json).`,
 	f.BoolVar(&o.allowUncalibrated, "allow-uncalibrated", false, "report uncalibrated quantizers as warnings instead of failing")
 	f.StringVar(&o.device, "device", "cpu", "compute device: "+strings.Join(devices, " or "))
 	f.StringArrayVar(&o.faults, "inject-fault", nil, "inject a fault `NAME` (repeatable): "+strings.Join(quantizeFaults, ", "))
+	o.export = addExportFlags(c)
 	return c
 }
 
@@ -142,8 +144,8 @@ func (o *quantizeOptions) validate() (*quantizeRequest, error) {
 	return req, nil
 }
 
-// runQuantize is the command: calibration, then (with --out, once the
-// exporter lands) export, then the report.
+// runQuantize is the command: calibration, then (with --out) export, then
+// the report.
 func runQuantize(a *App, o *quantizeOptions) error {
 	req, err := o.validate()
 	if err != nil {
@@ -154,7 +156,8 @@ func runQuantize(a *App, o *quantizeOptions) error {
 	if res == nil {
 		return quantizeInputFailed(a, o, calErr)
 	}
-	return finishQuantize(a, o, res, calErr)
+	expErr := o.export.run(a, res, calErr, req.exportFaults, o.allowUncalibrated)
+	return finishQuantize(a, o, res, errors.Join(calErr, expErr))
 }
 
 // calibrateStep loads the recipe, the calibration batches and the model,

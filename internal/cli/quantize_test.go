@@ -246,6 +246,24 @@ func TestQuantizeUsageAndInputErrors(t *testing.T) {
 	broken := write("broken.json", `{"batches": [[[1, 2`)
 	ref := refdata.Dir("qwen3-moe-tiny")
 	calibFile := filepath.Join(ref, "calib.json")
+	mixtral := filepath.Join(tmp, "mixtral")
+	if err := os.MkdirAll(mixtral, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(filepath.Join(ref, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = []byte(strings.Replace(strings.Replace(string(cfg), "Qwen3MoeForCausalLM", "MixtralForCausalLM", 1), `"qwen3_moe"`, `"mixtral"`, 1))
+	weights, err := os.ReadFile(filepath.Join(ref, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"config.json": cfg, "model.safetensors": weights} {
+		if err := os.WriteFile(filepath.Join(mixtral, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -265,8 +283,8 @@ func TestQuantizeUsageAndInputErrors(t *testing.T) {
 		{"plain-text calibration", []string{"--model", ref, "--recipe", "fp8_default", "--calib", text}, ExitUsage, []string{"token ids only for now"}},
 		{"token id beyond the vocabulary", []string{"--model", ref, "--recipe", "fp8_default", "--calib", bigID}, ExitFailed, []string{"big.json", "batches[1][0][1]", "vocab_size 256"}},
 		{"malformed calibration", []string{"--model", ref, "--recipe", "fp8_default", "--calib", broken}, ExitFailed, []string{"broken.json"}},
-		{"unsupported architecture", []string{"--model", refdata.Dir("qwen3_5-moe-tiny"), "--recipe", "fp8_default", "--calib", calibFile}, ExitUsage,
-			[]string{"Qwen3_5MoeForConditionalGeneration"}},
+		{"unsupported architecture", []string{"--model", mixtral, "--recipe", "fp8_default", "--calib", calibFile}, ExitUsage,
+			[]string{"MixtralForCausalLM"}},
 		{"positional argument", append(refArgs("qwen3-moe-tiny", "fp8_default"), "extra"), ExitUsage, []string{"unknown command"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
