@@ -6,7 +6,9 @@
 //
 // The forward is backend-agnostic: it only calls the backend interface.
 // Architectures register a Builder by the name in config.json's
-// "architectures"; Qwen3-MoE lives in qwen3moe.go. Layers are generic
+// "architectures"; Qwen3-MoE lives in qwen3moe.go, Qwen3.5-MoE (Gated
+// DeltaNet and gated attention mixers, shared-expert MoE; VLM and
+// text-only classes) in qwen3_5*.go and deltanet.go. Layers are generic
 // (a token mixer block and a feed-forward block between two norms), so
 // other architectures add their own blocks without touching the rest.
 //
@@ -165,12 +167,24 @@ func (m *Model) Linear(name string) (*Linear, bool) {
 	return nil, false
 }
 
-// MoEBlocks returns the routed-expert blocks in layer order.
+// RoutedBlock is a feed-forward block that contains routed experts besides
+// other parts (Qwen3.5's SharedExpertMoE).
+type RoutedBlock interface {
+	Block
+	// RoutedMoE returns the block's router and routed experts.
+	RoutedMoE() *MoE
+}
+
+// MoEBlocks returns the routed-expert blocks in layer order (for a
+// RoutedBlock, its routed part).
 func (m *Model) MoEBlocks() []*MoE {
 	var out []*MoE
 	for _, l := range m.Layers {
-		if moe, ok := l.FFN.(*MoE); ok {
-			out = append(out, moe)
+		switch b := l.FFN.(type) {
+		case *MoE:
+			out = append(out, b)
+		case RoutedBlock:
+			out = append(out, b.RoutedMoE())
 		}
 	}
 	return out
@@ -219,6 +233,7 @@ func (m *Model) Prepare(be backend.Backend) error {
 	for _, l := range m.Layers {
 		for _, blk := range []Block{l.Mixer, l.FFN} {
 			if err := blk.Prepare(be); err != nil {
+				m.prepared = be // so Release frees the blocks and parameters uploaded so far
 				m.Release()
 				return fmt.Errorf("prepare layer %d: %w", l.Index, err)
 			}
