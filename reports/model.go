@@ -91,7 +91,9 @@ type Recipe struct {
 	Name      string `json:"name"`
 	Source    string `json:"source"`
 	Algorithm string `json:"algorithm"`
-	// UnmatchedPatterns lists recipe patterns that matched no quantizer.
+	// UnmatchedPatterns lists the enabling recipe patterns that matched no
+	// quantizer (recipe coverage errors). Disabling patterns that matched
+	// nothing are only info findings.
 	UnmatchedPatterns []string `json:"unmatched_patterns"`
 	// Unconfigured lists quantizers that no recipe entry touched.
 	Unconfigured []string `json:"unconfigured"`

@@ -20,6 +20,9 @@ type TextOptions struct {
 	// GroupThreshold quantizers or tensors are grouped by role whatever
 	// MaxRows says; the uncalibrated ones are always listed by name.
 	MaxRows int
+	// Verbose lists info findings one by one; otherwise they are counted
+	// per rule in one line (they stay complete in the JSON report).
+	Verbose bool
 }
 
 // GroupThreshold is the number of quantizers, tensors or experts above
@@ -243,6 +246,11 @@ func (t *textRenderer) findings() {
 		if len(fs) == 0 {
 			continue
 		}
+		if s == SeverityInfo && !t.opt.Verbose {
+			t.title(ansiCyan, "infos (%d): %s", len(fs), ruleCounts(fs))
+			t.note("listed one by one with --verbose, and in the JSON report")
+			continue
+		}
 		engine := false
 		for _, f := range fs {
 			engine = engine || f.EngineBehavior != ""
@@ -263,6 +271,23 @@ func (t *textRenderer) findings() {
 		t.title(color, "%ss (%d)", s, len(fs))
 		t.table(cols, rows)
 	}
+}
+
+// ruleCounts summarises findings as "rule (n), rule (m)" in first-seen order.
+func ruleCounts(fs []Finding) string {
+	counts := map[string]int{}
+	var rules []string
+	for _, f := range fs {
+		if counts[f.Rule] == 0 {
+			rules = append(rules, f.Rule)
+		}
+		counts[f.Rule]++
+	}
+	parts := make([]string, len(rules))
+	for i, r := range rules {
+		parts[i] = fmt.Sprintf("%s (%d)", r, counts[r])
+	}
+	return strings.Join(parts, ", ")
 }
 
 func countCell(n int) string {

@@ -126,7 +126,7 @@ func runInspect(a *App, out *Output, path string, all bool) error {
 	r.Run.Extra = map[string]any{"files": len(files), "tensor_bytes": total}
 	human := out.Human(a)
 	color := out.JSON && a.StderrTTY
-	if err := reports.RenderText(human, r, reports.TextOptions{Color: color}); err != nil {
+	if err := reports.RenderText(human, r, reports.TextOptions{Color: color, Verbose: a.Verbose}); err != nil {
 		return err
 	}
 	if all && len(rows) > reports.GroupThreshold {

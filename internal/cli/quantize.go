@@ -231,7 +231,7 @@ func calibrateStep(a *App, o *quantizeOptions, req *quantizeRequest, prog *progr
 // calibration's check failure (if any) is the command's result.
 func finishQuantize(a *App, o *quantizeOptions, res *calib.Result, calErr error) error {
 	color := o.out.JSON && a.StderrTTY
-	if err := reports.RenderText(o.out.Human(a), res.Report, reports.TextOptions{Color: color, MaxRows: 20}); err != nil {
+	if err := reports.RenderText(o.out.Human(a), res.Report, reports.TextOptions{Color: color, MaxRows: 20, Verbose: a.Verbose}); err != nil {
 		return err
 	}
 	if err := o.out.Emit(a, res.Report); err != nil {

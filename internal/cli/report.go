@@ -37,6 +37,8 @@ type renderOptions struct {
 	out     string
 	force   bool
 	maxRows int
+	// verbose mirrors the global --verbose flag for the table format.
+	verbose bool
 }
 
 func (o *renderOptions) addFlags(c *cobra.Command) {
@@ -103,6 +105,7 @@ Use 'ptqgate report diff BASELINE NEW' to compare two reports.`,
 }
 
 func runReport(a *App, o *renderOptions, path string) error {
+	o.verbose = a.Verbose
 	if err := o.validate("report"); err != nil {
 		return err
 	}
@@ -184,6 +187,7 @@ func runReportDiff(a *App, o *diffOptions, basePath, newPath string) error {
 	d := reports.Diff(base, cur, reports.DiffOptions{DequantRatio: o.ratio, DequantFloor: o.floor,
 		AmaxTolerance: o.amaxTolerance, ToolVersion: buildinfo.Version})
 	d.Run = &reports.Run{Paths: map[string]string{"baseline": absPath(basePath), "new": absPath(newPath)}}
+	o.verbose = a.Verbose
 
 	if o.out != "" {
 		if err := writeRendered(&o.renderOptions, d); err != nil {
@@ -242,7 +246,7 @@ func render(w io.Writer, r *reports.Report, o *renderOptions, color bool) error 
 	case "json":
 		return r.WriteJSON(w)
 	}
-	return reports.RenderText(w, r, reports.TextOptions{Color: color, MaxRows: o.maxRows})
+	return reports.RenderText(w, r, reports.TextOptions{Color: color, MaxRows: o.maxRows, Verbose: o.verbose})
 }
 
 // writeRendered renders into --out through a temporary file in the same

@@ -39,6 +39,9 @@ type App struct {
 	Getenv func(string) string
 	// Executable is the path of the running ptqgate binary ("" if unknown).
 	Executable string
+	// Verbose is the global --verbose flag: tables list info findings one
+	// by one instead of counting them per rule.
+	Verbose bool
 }
 
 // commandFactories are filled by each command file's init.
@@ -111,6 +114,7 @@ malformed, 2 usage error or unsupported request, 3 internal error.`,
 		return &UsageError{Err: fmt.Errorf("%s: %w", c.CommandPath(), err)}
 	})
 	root.CompletionOptions.DisableDefaultCmd = true
+	root.PersistentFlags().BoolVar(&a.Verbose, "verbose", false, "list info findings one by one in tables (the JSON report always has them all)")
 	cmds := make([]*cobra.Command, 0, len(commandFactories))
 	for _, f := range commandFactories {
 		cmds = append(cmds, f(a))

@@ -565,7 +565,7 @@ func TestReport(t *testing.T) {
 	if *rep.Model != want {
 		t.Errorf("model %+v, want %+v", *rep.Model, want)
 	}
-	if rep.Recipe.Name != "fp8_default-fp8_kv" || rep.Recipe.Algorithm != "max" || len(rep.Recipe.UnmatchedPatterns) == 0 {
+	if rep.Recipe.Name != "fp8_default-fp8_kv" || rep.Recipe.Algorithm != "max" || len(rep.Recipe.UnmatchedPatterns) != 0 {
 		t.Errorf("recipe %+v", rep.Recipe)
 	}
 	if len(rep.Quantizers) != len(res.Quantizers) || len(rep.Experts) != 16 || len(rep.ExpertsWithoutTokens) != 1 {

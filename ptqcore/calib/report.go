@@ -24,10 +24,12 @@ func buildReport(res *Result, st *state, be backend.Backend, extra []reports.Fin
 		Layers: len(m.Layers), Experts: m.NumExperts(), TopK: m.TopK(),
 	}
 	a := res.Applied
-	unmatched := uniq(append(append([]string(nil), a.UnmatchedEnabling...), a.UnmatchedDisabling...))
+	// unmatched_patterns holds the coverage errors only: enabling patterns
+	// that matched nothing. Disabling patterns that matched nothing are
+	// info findings (INTERFACES.md, Recipes).
 	rep.Recipe = &reports.Recipe{
 		Name: r.Name, Source: r.Source, Algorithm: r.Algorithm.String(),
-		UnmatchedPatterns: unmatched, Unconfigured: append([]string(nil), a.Unconfigured...),
+		UnmatchedPatterns: uniq(append([]string(nil), a.UnmatchedEnabling...)), Unconfigured: append([]string(nil), a.Unconfigured...),
 	}
 	for i := range res.Quantizers {
 		q := &res.Quantizers[i]
