@@ -121,7 +121,25 @@ malformed, 2 usage error or unsupported request, 3 internal error.`,
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name() < cmds[j].Name() })
 	root.AddCommand(cmds...)
+	nameArgErrors(root)
 	return root
+}
+
+// nameArgErrors wraps every command's positional-argument validator so
+// that its error is a usage error naming the command ("ptqgate verify:
+// accepts 1 arg(s), received 0").
+func nameArgErrors(c *cobra.Command) {
+	if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil {
+				return &UsageError{Err: fmt.Errorf("%s: %w", cmd.CommandPath(), err)}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		nameArgErrors(sub)
+	}
 }
 
 // UsageError is a usage error or a well-formed request for something
