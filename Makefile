@@ -4,7 +4,15 @@ BIN     ?= bin
 GOFLAGS ?=
 export GOFLAGS
 
-.PHONY: all build test vet unit demo bench fuzz cuda kernels clean
+# Where `make suites` and `make gate` put their reports.
+REPORTS ?= out/reports
+# `make gate CHECKPOINT=dir [TARGETS="vllm sglang@0.5.10"] [TP=2] [REFERENCE=dir]`
+CHECKPOINT ?=
+TARGETS    ?=
+TP         ?=
+REFERENCE  ?=
+
+.PHONY: all build test vet unit suites demo gate bench fuzz cuda kernels clean
 
 all: build
 
@@ -18,13 +26,31 @@ test: vet
 vet:
 	$(GO) vet ./...
 
+## unit: the package tests only (no Ginkgo suites).
+unit:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /suites/)
+
+## suites: the Ginkgo suites through the ginkgo CLI, in parallel, with JUnit and JSON reports in $(REPORTS)/.
+suites:
+	$(GO) tool ginkgo -r -p --skip-package=gpu --label-filter='!gpu' --junit-report=junit.xml --json-report=report.json --output-dir=$(REPORTS) ./suites
+
+## regression-RN: replay one regression catalogue entry, e.g. make regression-R12.
+regression-%:
+	$(GO) test -count=1 -v ./suites/regression -ginkgo.v -ginkgo.label-filter='$*'
+
 ## demo: the main job end to end on a built-in fixture, on the CPU.
 demo: build
 	./scripts/demo.sh $(BIN)/ptqgate
+
+## gate: gate a quantized checkpoint (the CI job of ci/ptqgate-gate.sh); reports in $(REPORTS)/.
+gate: build
+	@test -n "$(CHECKPOINT)" || { echo "usage: make gate CHECKPOINT=dir [TARGETS=\"vllm sglang@0.5.10\"] [TP=n] [REFERENCE=dir]" >&2; exit 2; }
+	PTQGATE_BIN=$(BIN)/ptqgate ./ci/ptqgate-gate.sh "$(CHECKPOINT)" $(foreach t,$(TARGETS),--target $(t)) \
+		$(if $(TP),--tp $(TP)) $(if $(REFERENCE),--reference "$(REFERENCE)") --report-dir $(REPORTS)
 
 ## bench: CPU benchmarks (numbers go to bench/RESULTS.md by hand, with the machine and date).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:
-	rm -rf $(BIN) demo-out
+	rm -rf $(BIN) demo-out $(REPORTS)
