@@ -48,6 +48,21 @@ gate: build
 	PTQGATE_BIN=$(BIN)/ptqgate ./ci/ptqgate-gate.sh "$(CHECKPOINT)" $(foreach t,$(TARGETS),--target $(t)) \
 		$(if $(TP),--tp $(TP)) $(if $(REFERENCE),--reference "$(REFERENCE)") --report-dir $(REPORTS)
 
+## fuzz: run each fuzz target for FUZZTIME (their seed corpora also run in make test).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParseHeader$$' -fuzztime $(FUZZTIME) ./ptqcore/safetensors
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./ptqcore/quant
+	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./verifier
+
+## cuda: build bin/ptqgate-cuda, bin/gpu.test and bin/bench-cuda (fetches CUDA 11.8 headers from Debian when none are found).
+cuda: build
+	BIN=$(BIN) GO=$(GO) scripts/cuda/build.sh
+
+## kernels: regenerate the embedded PTX from kernels/*.cu (nvcc 11.8, fetched like the headers).
+kernels:
+	scripts/cuda/kernels.sh
+
 ## bench: CPU benchmarks (numbers go to bench/RESULTS.md by hand, with the machine and date).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

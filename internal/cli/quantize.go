@@ -147,6 +147,9 @@ func (o *quantizeOptions) validate() (*quantizeRequest, error) {
 // runQuantize is the command: calibration, then (with --out) export, then
 // the report.
 func runQuantize(a *App, o *quantizeOptions) error {
+	if handled, err := deviceDispatch(a, o.device); handled {
+		return err
+	}
 	req, err := o.validate()
 	if err != nil {
 		return err
