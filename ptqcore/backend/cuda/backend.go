@@ -346,6 +346,9 @@ func (b *Backend) openDevice(idx, ord int, mods []kernels.Module) (*device, erro
 	if err := setMaxDynamicSmem("attn_ref", d.fns["attn_ref"], d.maxSmem-1024); err != nil {
 		return nil, err
 	}
+	if err := setMaxDynamicSmem("gated_delta_rule", d.fns["gated_delta_rule"], d.maxSmem-1024); err != nil {
+		return nil, err
+	}
 	if d.stream, err = cu.MakeStream(cu.NonBlocking); err != nil {
 		return nil, wrap("cuStreamCreate", err)
 	}
@@ -380,7 +383,8 @@ var kernelNames = map[string][]string{
 	"ops": {"convert", "rmsnorm", "rope", "silu_mul", "add", "scale_rows", "gather_rows", "gather_rows_x16",
 		"scatter_add_rows", "router_topk", "amax_tensor", "amax_rows", "amax_cols", "amax_blocks",
 		"silu_mul_bf16x8", "add_bf16x8", "scale_rows_bf16x8", "scatter_add_rows_bf16x8"},
-	"quant": {"fp8_quantize", "nvfp4_quantize"},
+	"quant":    {"fp8_quantize", "nvfp4_quantize"},
+	"deltanet": {"causal_conv1d_silu", "deltanet_l2norm", "gated_delta_rule", "gated_rmsnorm", "sigmoid_mul"},
 }
 
 // fn returns a kernel of device d.
