@@ -190,6 +190,46 @@ var _ = Describe("a bfloat16 model on the GPU", Label("gpu"), func() {
 		Expect(stats[0].ResidentWeights).To(BeNumerically(">", 0))
 		Expect(stats[1].ResidentWeights).To(BeNumerically(">", 0))
 	})
+
+	It("spreads the layers over two real GPUs with the same results", func() {
+		n, err := cuda.VisibleDevices()
+		Expect(err).NotTo(HaveOccurred())
+		if n < 2 {
+			Skip(fmt.Sprintf("%d GPU visible: this spec needs two (run it on a two-GPU host)", n))
+		}
+		dir := bf16Fixture()
+		b := bf16Batches()
+		m, err := model.Load(dir)
+		Expect(err).NotTo(HaveOccurred())
+		one := forwardAll(m, gpu, b, model.ExpertsGrouped)
+		var weights int64
+		for _, p := range m.Params() {
+			weights += int64(2 * len(p.Data))
+		}
+		two, err := cuda.NewWithOptions(cuda.Options{Devices: []int{0, 1}, WeightBudget: weights / 2, StreamMinBytes: 16 << 10})
+		Expect(err).NotTo(HaveOccurred())
+		defer func() { Expect(two.Close()).To(Succeed()) }()
+		Expect(two.Devices()).To(Equal(2))
+		spread := forwardAll(m, two, b, model.ExpertsGrouped)
+		for i := range one {
+			Expect(bitsEqual(spread[i].Logits, one[i].Logits)).To(BeTrue(), "batch %d", i)
+		}
+		Expect(m.Prepare(two)).To(Succeed())
+		stats, err := two.Stats()
+		Expect(err).NotTo(HaveOccurred())
+		m.Release()
+		Expect(stats[0].ResidentWeights).To(BeNumerically(">", 0))
+		Expect(stats[1].ResidentWeights).To(BeNumerically(">", 0))
+		AddReportEntry("resident weight bytes per GPU", fmt.Sprintf("%d / %d", stats[0].ResidentWeights, stats[1].ResidentWeights))
+
+		m1, err := model.Load(dir)
+		Expect(err).NotTo(HaveOccurred())
+		r1 := calibrate(m1, gpu, fp8AllLayerwise(), b, calib.Options{})
+		m2, err := model.Load(dir)
+		Expect(err).NotTo(HaveOccurred())
+		r2 := calibrate(m2, two, fp8AllLayerwise(), b, calib.Options{})
+		sameCalibration(r1, r2, 0)
+	})
 })
 
 // bf16AmaxTol bounds the relative amax difference between the GPU and the

@@ -140,6 +140,19 @@ func New() (*Backend, error) {
 	return NewWithOptions(opt)
 }
 
+// VisibleDevices returns the number of GPUs the driver exposes to this
+// process (CUDA_VISIBLE_DEVICES applies).
+func VisibleDevices() (int, error) {
+	if cudacheck.DriverVersion == 0 {
+		return 0, errors.New("cuda: the CUDA driver was not initialised")
+	}
+	n, err := cu.NumDevices()
+	if err != nil {
+		return 0, wrap("cuDeviceGetCount", err)
+	}
+	return n, nil
+}
+
 // NewWithOptions starts the worker, retains each device's primary
 // context, loads the kernels and creates the streams and memory pools.
 func NewWithOptions(opt Options) (*Backend, error) {
