@@ -69,15 +69,6 @@ func (s heatScale) level(v int64) int {
 	return min(heatLevels-1, max(0, int(t*heatLevels)))
 }
 
-// edge returns the lower bound of a level.
-func (s heatScale) edge(l int) float64 {
-	t := float64(l) / heatLevels
-	if s.log {
-		return s.lo * math.Pow(s.hi/s.lo, t)
-	}
-	return s.lo + (s.hi-s.lo)*t
-}
-
 // legendItem is one swatch of a chart legend.
 type legendItem struct {
 	Class, Label string

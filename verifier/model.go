@@ -206,6 +206,20 @@ func (g *geometry) qOut() int {
 	return g.nh * g.hd
 }
 
+// mlpShape returns the logical [out, in] of a gated MLP's projection with
+// intermediate size I and hidden size H (0, 0 for another name).
+func mlpShape(proj string, I, H int) (out, in int) {
+	switch proj {
+	case "gate_proj", "up_proj":
+		return I, H
+	case "down_proj":
+		return H, I
+	case "gate_up_proj":
+		return 2 * I, H
+	}
+	return 0, 0
+}
+
 // linearShape returns the logical [out, in] of a decoder Linear, from the
 // config. ok is false when the family or a needed key is unknown.
 func (g *geometry) linearShape(p *parsedName) (out, in int, ok bool) {
@@ -244,38 +258,17 @@ func (g *geometry) linearShape(p *parsedName) (out, in int, ok bool) {
 			out, in = H, vd
 		}
 	case s[0] == "mlp" && p.expert >= 0 || p.kind == kindExpertSwapped:
-		I := g.moeInter
-		switch proj {
-		case "gate_proj", "up_proj":
-			out, in = I, H
-		case "down_proj":
-			out, in = H, I
-		case "gate_up_proj":
-			out, in = 2*I, H
-		}
+		out, in = mlpShape(proj, g.moeInter, H)
 	case s[0] == "mlp" && len(s) >= 3 && s[1] == "shared_expert":
-		I := g.sharedInter
-		switch proj {
-		case "gate_proj", "up_proj":
-			out, in = I, H
-		case "down_proj":
-			out, in = H, I
-		case "gate_up_proj":
-			out, in = 2*I, H
-		}
+		out, in = mlpShape(proj, g.sharedInter, H)
 	case s[0] == "mlp" && len(s) == 2:
-		I := g.inter
 		switch proj {
-		case "gate_proj", "up_proj":
-			out, in = I, H
-		case "down_proj":
-			out, in = H, I
-		case "gate_up_proj":
-			out, in = 2*I, H
 		case "gate":
 			out, in = g.experts, H
 		case "shared_expert_gate":
 			out, in = 1, H
+		default:
+			out, in = mlpShape(proj, g.inter, H)
 		}
 	}
 	if out <= 0 || in <= 0 {

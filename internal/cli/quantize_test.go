@@ -11,7 +11,7 @@ import (
 
 	"github.com/ptqgate/ptqgate/fixtures"
 	"github.com/ptqgate/ptqgate/internal/refdata"
-	"github.com/ptqgate/ptqgate/ptqcore/safetensors"
+	"github.com/ptqgate/ptqgate/internal/testckpt"
 	"github.com/ptqgate/ptqgate/reports"
 )
 
@@ -130,41 +130,9 @@ func TestQuantizeFixtureAndAllExperts(t *testing.T) {
 	}
 }
 
-// vlmDir rewrites qwen3-moe-tiny with its text model under
-// model.language_model.
-func vlmDir(t *testing.T) string {
-	t.Helper()
-	src := refdata.Dir("qwen3-moe-tiny")
-	f, err := safetensors.Open(filepath.Join(src, "model.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var tensors []safetensors.Source
-	for _, info := range f.Tensors() {
-		raw, err := f.ReadTensor(info.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tensors = append(tensors, safetensors.Source{Name: strings.Replace(info.Name, "model.", "model.language_model.", 1), DType: info.DType, Shape: info.Shape, Data: raw})
-	}
-	dir := t.TempDir()
-	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), nil, tensors); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := os.ReadFile(filepath.Join(src, "config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 func TestQuantizeFaults(t *testing.T) {
 	calibFile := filepath.Join(refdata.Dir("qwen3-moe-tiny"), "calib.json")
-	vlm := vlmDir(t)
+	vlm := testckpt.VLM(t, refdata.Dir("qwen3-moe-tiny"))
 	for _, tc := range []struct {
 		name   string
 		args   []string

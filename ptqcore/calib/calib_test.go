@@ -1,10 +1,10 @@
 package calib_test
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/ptqgate/ptqgate/fixtures"
 	"github.com/ptqgate/ptqgate/internal/refdata"
+	"github.com/ptqgate/ptqgate/internal/testckpt"
 	"github.com/ptqgate/ptqgate/ptqcore/backend/cpu"
 	"github.com/ptqgate/ptqgate/ptqcore/calib"
 	"github.com/ptqgate/ptqgate/ptqcore/model"
@@ -190,47 +191,12 @@ func TestPluralMatch(t *testing.T) {
 	}
 }
 
-// vlmCheckpoint rewrites a Qwen3-MoE checkpoint with its text model under
-// model.language_model (the layout of a vision-language checkpoint).
-func vlmCheckpoint(t *testing.T, src string) string {
-	t.Helper()
-	f, err := safetensors.Open(filepath.Join(src, "model.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []safetensors.Source
-	for _, info := range f.Tensors() {
-		raw, err := f.ReadTensor(info.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := info.Name
-		if strings.HasPrefix(name, "model.") {
-			name = "model.language_model." + strings.TrimPrefix(name, "model.")
-		}
-		out = append(out, safetensors.Source{Name: name, DType: info.DType, Shape: info.Shape, Data: raw})
-	}
-	dir := t.TempDir()
-	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), nil, out); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := os.ReadFile(filepath.Join(src, "config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 // TestLayerwiseVLM: layerwise calibration finds model.language_model.layers
 // and gives the same amax and counts as the full pass; under the vlm-layers
 // fault it searches model.layers only and fails (exit 1) naming the paths.
 func TestLayerwiseVLM(t *testing.T) {
 	_, b := loadCase(t, "qwen3-moe-tiny")
-	m := mustLoad(t, vlmCheckpoint(t, refdata.Dir("qwen3-moe-tiny")))
+	m := mustLoad(t, testckpt.VLM(t, refdata.Dir("qwen3-moe-tiny")))
 	full := run(t, m, cpu.New(), preset(t, "nvfp4_experts_only-fp8_kv"), b, calib.Options{})
 	lw := run(t, m, cpu.New(), preset(t, "nvfp4_experts_only-fp8_kv_layerwise"), b, calib.Options{})
 	if lw.Report.Recipe.Algorithm != "max (layerwise)" {
@@ -425,38 +391,14 @@ func TestEagerOrderBF16(t *testing.T) {
 	}
 }
 
-// constantRecipe pins KV amax with use_constant_amax and the expert inputs
-// with constant_amax.
-const constantRecipe = `
-metadata: {recipe_type: ptq, description: constant amax (test)}
-quantize:
-  algorithm: max
-  quant_cfg:
-    - {quantizer_name: '*', enable: false}
-    - quantizer_name: '*mlp.experts*weight_quantizer'
-      cfg: {num_bits: e2m1, block_sizes: {-1: 16, type: dynamic, scale_bits: e4m3}}
-    - quantizer_name: '*mlp.experts*input_quantizer'
-      cfg: {num_bits: e2m1, block_sizes: {-1: 16, type: dynamic, scale_bits: e4m3}, constant_amax: 2688.0}
-    - quantizer_name: '*[kv]_bmm_quantizer'
-      cfg: {num_bits: e4m3, use_constant_amax: true}
-`
-
-// TestConstantAmaxAndDisabled: constant amax count as calibrated with
-// their value (448 for use_constant_amax) and still count calls; disabled
-// quantizers report 0 calls and no amax; no lm_head quantizer means no
-// final norm is computed.
+// TestConstantAmaxAndDisabled (testdata/constant_amax.yaml): constant amax
+// count as calibrated with their value (448 for use_constant_amax) and
+// still count calls; disabled quantizers report 0 calls and no amax; no
+// lm_head quantizer means no final norm is computed.
 func TestConstantAmaxAndDisabled(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "constant.yaml")
-	if err := os.WriteFile(path, []byte(constantRecipe), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	m, b := loadCase(t, "qwen3-moe-tiny")
 	cb := &countingBackend{Backend: cpu.New()}
-	r, err := quant.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := run(t, m, cb, r, b, calib.Options{})
+	res := run(t, m, cb, loadRecipe(t, "constant_amax.yaml"), b, calib.Options{})
 	for _, tc := range []struct {
 		name  string
 		amax  float32
@@ -497,31 +439,14 @@ func TestInvalidAmax(t *testing.T) {
 	opt.DType = fixtures.DTypeF32
 	dir := writeFixture(t, opt)
 	poison := func(tensor string, v float32) string {
-		out := t.TempDir()
-		f, err := safetensors.Open(filepath.Join(dir, "model.safetensors"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		var srcs []safetensors.Source
-		for _, info := range f.Tensors() {
-			raw, _ := f.ReadTensor(info.Name)
-			if info.Name == tensor {
-				bits := math.Float32bits(v)
-				for i := 0; i < len(raw); i += 4 {
-					raw[i], raw[i+1], raw[i+2], raw[i+3] = byte(bits), byte(bits>>8), byte(bits>>16), byte(bits>>24)
+		return testckpt.Rewrite(t, dir, func(s *safetensors.Source) bool {
+			if s.Name == tensor {
+				for i := 0; i < len(s.Data); i += 4 {
+					binary.LittleEndian.PutUint32(s.Data[i:], math.Float32bits(v))
 				}
 			}
-			srcs = append(srcs, safetensors.Source{Name: info.Name, DType: info.DType, Shape: info.Shape, Data: raw})
-		}
-		if err := safetensors.WriteFile(filepath.Join(out, "model.safetensors"), nil, srcs); err != nil {
-			t.Fatal(err)
-		}
-		cfg, _ := os.ReadFile(filepath.Join(dir, "config.json"))
-		if err := os.WriteFile(filepath.Join(out, "config.json"), cfg, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return out
+			return true
+		})
 	}
 	b := randomBatches(256, 2, 2, 8)
 	for _, tc := range []struct {

@@ -108,10 +108,10 @@ func newState(m *model.Model, be backend.Backend, applied *quant.Applied, opt Op
 			e := mod.NumExperts
 			es := &expertsState{f: f, tokens: make([]int64, e), allRows: make([]int64, e)}
 			for p, proj := range []string{quant.ProjGateUp, quant.ProjDown} {
-				es.in[p] = s.byName[fmt.Sprintf("%s.%s_input_quantizer", mod.Name, proj)]
+				es.in[p] = s.byName[quant.ExpertInputQuantizer(mod.Name, proj)]
 				es.w[p] = make([]*qstate, e)
 				for x := 0; x < e; x++ {
-					es.w[p][x] = s.byName[fmt.Sprintf("%s.%s_weight_quantizers.%d", mod.Name, proj, x)]
+					es.w[p][x] = s.byName[quant.ExpertWeightQuantizer(mod.Name, proj, x)]
 				}
 				es.calls[p] = make([]int64, e)
 				es.perIn[p] = make([]float32, e)

@@ -346,39 +346,32 @@ func exportReport(rep *reports.Report, findings []reports.Finding, deq []reports
 
 // writeReport writes the report without its run section.
 func writeReport(path string, rep *reports.Report) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return fmt.Errorf("export: %w", err)
-	}
-	if err := rep.ForExport().WriteJSON(f); err != nil {
-		f.Close()
-		return fmt.Errorf("export: %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("export: %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("export: %s: %w", path, err)
-	}
-	return nil
+	return createFile(path, rep.ForExport().WriteJSON)
 }
 
 // writeFileSync creates a new file with data and syncs it.
 func writeFileSync(path string, data []byte) error {
+	return createFile(path, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// createFile creates path, which must not exist yet, fills it with write
+// and syncs it. Errors name the file.
+func createFile(path string, write func(io.Writer) error) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("export: %s: %w", path, err)
+	err = write(f)
+	if err == nil {
+		err = f.Sync()
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("export: %s: %w", path, err)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	if err := f.Close(); err != nil {
+	if err != nil {
 		return fmt.Errorf("export: %s: %w", path, err)
 	}
 	return nil
@@ -424,28 +417,19 @@ func copySideFiles(src, dst string) error {
 	return nil
 }
 
+// copyFile copies src byte for byte to the new file dst.
 func copyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return fmt.Errorf("export: %w", err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return fmt.Errorf("export: copy %s: %w", src, err)
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return fmt.Errorf("export: copy %s: %w", src, err)
-	}
-	if err := out.Close(); err != nil {
-		return fmt.Errorf("export: copy %s: %w", src, err)
-	}
-	return nil
+	return createFile(dst, func(w io.Writer) error {
+		if _, err := io.Copy(w, in); err != nil {
+			return fmt.Errorf("copy %s: %w", src, err)
+		}
+		return nil
+	})
 }
 
 // replaceDir renames the complete folder tmp to out. With force and an

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/ptqgate/ptqgate/fixtures"
 	"github.com/ptqgate/ptqgate/internal/buildinfo"
 	"github.com/ptqgate/ptqgate/internal/refdata"
+	"github.com/ptqgate/ptqgate/internal/testckpt"
 	"github.com/ptqgate/ptqgate/ptqcore/backend/cpu"
 	"github.com/ptqgate/ptqgate/ptqcore/calib"
 	"github.com/ptqgate/ptqgate/ptqcore/model"
@@ -725,7 +727,7 @@ func TestExportFailureLeavesNothing(t *testing.T) {
 	}
 	assertOnly(t, dir, []string{"blocker", "out"})
 
-	if !maps(hash, sourceHashes(t, src)) {
+	if !maps.Equal(hash, sourceHashes(t, src)) {
 		t.Error("the source checkpoint changed")
 	}
 }
@@ -755,18 +757,6 @@ func sourceHashes(t *testing.T, dir string) map[string]string {
 		out[n] = fmt.Sprintf("%x/%v", b, st.ModTime())
 	}
 	return out
-}
-
-func maps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // TestExportUncalibrated: with the hook-bypass fault the expert input
@@ -869,23 +859,7 @@ func TestExportFormatGate(t *testing.T) {
 // tensor the text model does not use, and tokenizer files.
 func vlmCheckpoint(t *testing.T, src string) string {
 	t.Helper()
-	ck, err := safetensors.OpenCheckpoint(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ck.Close()
-	var out []safetensors.Source
-	for _, info := range ck.Tensors() {
-		raw, err := ck.ReadTensor(info.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := info.Name
-		if rest, ok := strings.CutPrefix(name, "model."); ok {
-			name = "model.language_model." + rest
-		}
-		out = append(out, safetensors.Source{Name: name, DType: info.DType, Shape: info.Shape, Data: raw})
-	}
+	out := testckpt.Tensors(t, src, testckpt.VLMName)
 	vals := func(n int, s float32) []float32 {
 		v := make([]float32, n)
 		for i := range v {
@@ -996,7 +970,7 @@ func TestExportVLM(t *testing.T) {
 			t.Error("notes.txt copied")
 		}
 	}
-	if !maps(hash, sourceHashes(t, src)) {
+	if !maps.Equal(hash, sourceHashes(t, src)) {
 		t.Error("the source checkpoint changed")
 	}
 }
@@ -1028,6 +1002,16 @@ func TestExportRefusals(t *testing.T) {
 			}
 		}, Options{}},
 		{"unknown dtype", func(*Quantizer) {}, Options{DType: "f32"}},
+		{"use_constant_amax on a Linear weight", func(q *Quantizer) {
+			if q.Name == "model.layers.1.self_attn.o_proj.weight_quantizer" {
+				q.Config.UseConstantAmax = true
+			}
+		}, Options{}},
+		{"use_constant_amax on an expert weight", func(q *Quantizer) {
+			if q.Name == "model.layers.1.mlp.experts.down_proj_weight_quantizers.5" {
+				q.Config.UseConstantAmax = true
+			}
+		}, Options{}},
 	}
 	for _, c := range cases {
 		in := FromCalibration(res)
@@ -1083,7 +1067,7 @@ func TestExportF32Reference(t *testing.T) {
 	if cfg := readJSON(t, filepath.Join(out, ConfigFile)); cfg["dtype"] != "bfloat16" {
 		t.Errorf("config dtype %v", cfg["dtype"])
 	}
-	if !maps(hash, sourceHashes(t, src)) {
+	if !maps.Equal(hash, sourceHashes(t, src)) {
 		t.Error("the reference checkpoint changed")
 	}
 }

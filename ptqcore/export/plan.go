@@ -226,31 +226,30 @@ func (p *plan) checkCalibrated() error {
 // weightFormat returns a module's quant_algo from its weight and input
 // quantizers ("" when the weight is not quantized) and checks that ptqgate
 // can export it.
-func weightFormat(module string, w, in quant.Config) (string, error) {
+func weightFormat(module string, wq, iq *Quantizer) (string, error) {
+	w, in := wq.Config, iq.Config
 	algo := quant.ModuleFormat(w, in)
+	ok := false
 	switch algo {
 	case "":
 		return "", nil
 	case quant.AlgoFP8:
-		if !w.IsFP8() {
-			break
-		}
-		if !in.IsFP8() {
+		if w.IsFP8() && !in.IsFP8() {
 			return "", &UnsupportedError{Subject: module, Reason: fmt.Sprintf("FP8 weights need an FP8 per-tensor input quantizer (input: %s)", in.Format())}
 		}
-		return algo, nil
+		ok = w.IsFP8()
 	case quant.AlgoNVFP4:
-		if !w.IsNVFP4() || !in.IsNVFP4() {
-			break
-		}
-		return algo, nil
+		ok = w.IsNVFP4() && in.IsNVFP4()
 	case quant.AlgoW4A16NVFP4:
-		if !w.IsNVFP4() {
-			break
-		}
-		return algo, nil
+		ok = w.IsNVFP4()
 	}
-	return "", &UnsupportedError{Subject: module, Reason: fmt.Sprintf("module format %s (weight %s, input %s) cannot be exported (FP8, NVFP4, W4A16_NVFP4)", algo, w.Format(), in.Format())}
+	if !ok {
+		return "", &UnsupportedError{Subject: module, Reason: fmt.Sprintf("module format %s (weight %s, input %s) cannot be exported (FP8, NVFP4, W4A16_NVFP4)", algo, w.Format(), in.Format())}
+	}
+	if w.UseConstantAmax {
+		return "", &UnsupportedError{Subject: wq.Name, Reason: "use_constant_amax on a weight quantizer: the toolkit exports no weight scale for it; use constant_amax or calibrate"}
+	}
+	return algo, nil
 }
 
 // decideFormats sets the per-module quant_algo of every Linear and fused
@@ -266,12 +265,9 @@ func (p *plan) decideFormats() error {
 		if err != nil {
 			return err
 		}
-		algo, err := weightFormat(l.Name, w.Config, in.Config)
+		algo, err := weightFormat(l.Name, w, in)
 		if err != nil {
 			return err
-		}
-		if algo != "" && w.Config.UseConstantAmax {
-			return &UnsupportedError{Subject: w.Name, Reason: "use_constant_amax on a weight quantizer: the toolkit exports no weight scale for it; use constant_amax or calibrate"}
 		}
 		if algo != "" && l.Weight == m.Embed {
 			return &UnsupportedError{Subject: l.Name, Reason: "lm_head is tied to the embeddings (tie_word_embeddings) and cannot be quantized separately; disable its quantizers"}
@@ -285,21 +281,18 @@ func (p *plan) decideFormats() error {
 		ex := b.Experts
 		var algos [2]string
 		for i, proj := range []string{quant.ProjGateUp, quant.ProjDown} {
-			in, err := p.quantizer(ex.Name + "." + proj + "_input_quantizer")
+			in, err := p.quantizer(quant.ExpertInputQuantizer(ex.Name, proj))
 			if err != nil {
 				return err
 			}
 			for e := 0; e < ex.NumExperts; e++ {
-				w, err := p.quantizer(ex.Name + "." + proj + "_weight_quantizers." + strconv.Itoa(e))
+				w, err := p.quantizer(quant.ExpertWeightQuantizer(ex.Name, proj, e))
 				if err != nil {
 					return err
 				}
-				algo, err := weightFormat(ex.Name, w.Config, in.Config)
+				algo, err := weightFormat(ex.Name, w, in)
 				if err != nil {
 					return err
-				}
-				if algo != "" && w.Config.UseConstantAmax {
-					return &UnsupportedError{Subject: w.Name, Reason: "use_constant_amax on a weight quantizer: the toolkit exports no weight scale for it; use constant_amax or calibrate"}
 				}
 				if e == 0 {
 					algos[i] = algo
@@ -396,8 +389,8 @@ func (p *plan) unify() error {
 			continue
 		}
 		for e := 0; e < ex.NumExperts; e++ {
-			p.weightAmax(ex.Name+".gate_up_proj_weight_quantizers."+strconv.Itoa(e), ex.ExpertName(e), func() []float32 { return ex.GateUpWeight(e) })
-			p.weightAmax(ex.Name+".down_proj_weight_quantizers."+strconv.Itoa(e), ex.ExpertName(e), func() []float32 { return ex.DownWeight(e) })
+			p.weightAmax(quant.ExpertWeightQuantizer(ex.Name, quant.ProjGateUp, e), ex.ExpertName(e), func() []float32 { return ex.GateUpWeight(e) })
+			p.weightAmax(quant.ExpertWeightQuantizer(ex.Name, quant.ProjDown, e), ex.ExpertName(e), func() []float32 { return ex.DownWeight(e) })
 		}
 	}
 	// Engine-fused layers must have one format.
@@ -452,26 +445,30 @@ func (p *plan) unify() error {
 		if algo == "" || algo == quant.AlgoFP8 {
 			continue
 		}
-		for _, suffix := range []string{suffixInput, suffixWeight} {
-			best, found := float32(0), false
-			for _, l := range g {
-				if a, ok := p.amaxOf(l.Name + suffix); ok && a > best {
-					best, found = a, true
-				}
-			}
-			if !found {
-				continue
-			}
-			for _, l := range g {
-				if q := p.q[l.Name+suffix]; q.Config.Enable && !q.Config.UseConstantAmax {
-					if _, ok := p.amaxOf(l.Name + suffix); ok {
-						p.amax[l.Name+suffix] = best
-					}
-				}
-			}
-		}
+		p.unifyAmax(g, suffixInput)
+		p.unifyAmax(g, suffixWeight)
 	}
 	return nil
+}
+
+// unifyAmax sets the effective amax of the group's quantizers named
+// <linear><suffix> that have one (amaxOf: enabled, without
+// use_constant_amax) to the group's largest.
+func (p *plan) unifyAmax(g []*model.Linear, suffix string) {
+	best, found := float32(0), false
+	for _, l := range g {
+		if a, ok := p.amaxOf(l.Name + suffix); ok && a > best {
+			best, found = a, true
+		}
+	}
+	if !found {
+		return
+	}
+	for _, l := range g {
+		if _, ok := p.amaxOf(l.Name + suffix); ok {
+			p.amax[l.Name+suffix] = best
+		}
+	}
 }
 
 // amaxOf returns a quantizer's effective amax: the unified or fallback
@@ -518,10 +515,10 @@ func describeAmax(a []float32) string {
 	return fmt.Sprintf("amax %g", a[0])
 }
 
-// exclusions builds the quantized and unquantized module lists (in module
-// order) and the protected names.
-func (p *plan) exclusions() error {
-	m := p.m
+// paramOwners maps the parameters that quantized modules own: a Linear's
+// weight to the Linear, a fused experts module's gate_up_proj to the module
+// and its down_proj to nil (the module is handled once, at gate_up_proj).
+func paramOwners(m *model.Model) (map[*model.Param]*model.Linear, map[*model.Param]*model.FusedExperts) {
 	linearByWeight := map[*model.Param]*model.Linear{}
 	for _, l := range m.Linears() {
 		linearByWeight[l.Weight] = l
@@ -531,6 +528,14 @@ func (p *plan) exclusions() error {
 		expertsByParam[b.Experts.GateUp] = b.Experts
 		expertsByParam[b.Experts.Down] = nil
 	}
+	return linearByWeight, expertsByParam
+}
+
+// exclusions builds the quantized and unquantized module lists (in module
+// order) and the protected names.
+func (p *plan) exclusions() error {
+	m := p.m
+	linearByWeight, expertsByParam := paramOwners(m)
 	seen := map[string]bool{}
 	addLinear := func(l *model.Linear) {
 		if seen[l.Name] {
@@ -557,7 +562,7 @@ func (p *plan) exclusions() error {
 			case p.opt.FormatGate:
 				// The PR-state exporter saw no format on the container: not listed.
 			case algo != "":
-				p.addQuantized(ex.Name, algo, p.q[ex.Name+".gate_up_proj_weight_quantizers.0"].Config)
+				p.addQuantized(ex.Name, algo, p.q[quant.ExpertWeightQuantizer(ex.Name, quant.ProjGateUp, 0)].Config)
 			default:
 				p.unquantized = append(p.unquantized, ex.Name)
 			}
@@ -725,15 +730,7 @@ func (p *plan) quantizedWeight(prefix, algo string, data []float32, rows, cols i
 // converted to the output dtype.
 func (p *plan) buildTensors() error {
 	m := p.m
-	linearByWeight := map[*model.Param]*model.Linear{}
-	for _, l := range m.Linears() {
-		linearByWeight[l.Weight] = l
-	}
-	expertsByParam := map[*model.Param]*model.FusedExperts{}
-	for _, b := range m.MoEBlocks() {
-		expertsByParam[b.Experts.GateUp] = b.Experts
-		expertsByParam[b.Experts.Down] = nil
-	}
+	linearByWeight, expertsByParam := paramOwners(m)
 	covered := map[string]bool{}
 	for _, prm := range m.Params() {
 		for _, s := range prm.Sources {
@@ -853,14 +850,13 @@ func (p *plan) expertTensors(ex *model.FusedExperts) error {
 		base := ex.Name + "." + strconv.Itoa(e) + "."
 		gu, down := ex.GateUpWeight(e), ex.DownWeight(e)
 		parts := []struct {
-			proj       string
-			data       []float32
-			rows, cols int
-			wq, iq     string
+			proj, fused string
+			data        []float32
+			rows, cols  int
 		}{
-			{projGate, gu[:I*H], I, H, ex.Name + ".gate_up_proj_weight_quantizers." + strconv.Itoa(e), ex.Name + ".gate_up_proj_input_quantizer"},
-			{projUp, gu[I*H:], I, H, ex.Name + ".gate_up_proj_weight_quantizers." + strconv.Itoa(e), ex.Name + ".gate_up_proj_input_quantizer"},
-			{projDown, down, H, I, ex.Name + ".down_proj_weight_quantizers." + strconv.Itoa(e), ex.Name + ".down_proj_input_quantizer"},
+			{projGate, quant.ProjGateUp, gu[:I*H], I, H},
+			{projUp, quant.ProjGateUp, gu[I*H:], I, H},
+			{projDown, quant.ProjDown, down, H, I},
 		}
 		for _, pt := range parts {
 			if algo == "" {
@@ -871,7 +867,8 @@ func (p *plan) expertTensors(ex *model.FusedExperts) error {
 				p.tensors = append(p.tensors, t)
 				continue
 			}
-			if err := p.quantizedWeight(base+pt.proj, algo, pt.data, pt.rows, pt.cols, p.amax[pt.wq], pt.iq); err != nil {
+			wAmax := p.amax[quant.ExpertWeightQuantizer(ex.Name, pt.fused, e)]
+			if err := p.quantizedWeight(base+pt.proj, algo, pt.data, pt.rows, pt.cols, wAmax, quant.ExpertInputQuantizer(ex.Name, pt.fused)); err != nil {
 				return err
 			}
 		}

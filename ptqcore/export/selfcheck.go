@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -139,8 +140,8 @@ func (p *plan) expectations() ([]expectation, []reports.Finding) {
 		ex := b.Experts
 		algo := p.expertsAlgo[ex.Name]
 		if algo == "" {
-			inputWithoutWeight(ex.Name+".gate_up_proj_input_quantizer", ex.Name)
-			inputWithoutWeight(ex.Name+".down_proj_input_quantizer", ex.Name)
+			inputWithoutWeight(quant.ExpertInputQuantizer(ex.Name, quant.ProjGateUp), ex.Name)
+			inputWithoutWeight(quant.ExpertInputQuantizer(ex.Name, quant.ProjDown), ex.Name)
 			continue
 		}
 		I, H := ex.Intermediate, ex.Hidden
@@ -150,10 +151,10 @@ func (p *plan) expectations() ([]expectation, []reports.Finding) {
 				proj, fused string
 				rows, cols  int
 			}{{projGate, quant.ProjGateUp, I, H}, {projUp, quant.ProjGateUp, I, H}, {projDown, quant.ProjDown, H, I}} {
-				wq := ex.Name + "." + pt.fused + "_weight_quantizers." + strconv.Itoa(e)
+				wq := quant.ExpertWeightQuantizer(ex.Name, pt.fused, e)
 				exps = append(exps, weightExpectations(base+pt.proj, algo, pt.rows, pt.cols, wq, ex.Name)...)
 				if algo != quant.AlgoW4A16NVFP4 {
-					inputScale(base+pt.proj+".input_scale", ex.Name+"."+pt.fused+"_input_quantizer", ex.Name)
+					inputScale(base+pt.proj+".input_scale", quant.ExpertInputQuantizer(ex.Name, pt.fused), ex.Name)
 				}
 			}
 		}
@@ -204,7 +205,7 @@ func (p *plan) selfCheck(dir string) ([]reports.Finding, []reports.DequantError,
 			add(RuleTensorDType, x.module, x.tensor, fmt.Sprintf("%s, expected %s", info.DType, x.dtype))
 			continue
 		}
-		if !equalShape(info.Shape, x.shape) {
+		if !slices.Equal(info.Shape, x.shape) {
 			add(RuleTensorShape, x.module, x.tensor, fmt.Sprintf("%v, expected %v", info.Shape, x.shape))
 			continue
 		}
@@ -289,18 +290,6 @@ func issueFindings(issues []issue) []reports.Finding {
 		})
 	}
 	return out
-}
-
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // badBlockScale returns the index of the first E4M3 block scale that is

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/ptqgate/ptqgate/internal/refdata"
+	"github.com/ptqgate/ptqgate/internal/testckpt"
 	"github.com/ptqgate/ptqgate/ptqcore/backend"
 	"github.com/ptqgate/ptqgate/ptqcore/backend/cpu"
 	"github.com/ptqgate/ptqgate/ptqcore/model"
@@ -31,33 +32,13 @@ func exitCode(err error) int {
 	return 1
 }
 
-// rewrite copies the reference checkpoint name into a new folder, passing
-// each tensor through edit (return keep=false to drop it) and the parsed
-// config.json through editConfig.
+// rewrite copies the reference checkpoint name into a new folder
+// (testckpt.Rewrite), passing each tensor through edit (return keep=false
+// to drop it) and the parsed config.json through editConfig.
 func rewrite(t *testing.T, name string, edit func(s *safetensors.Source) bool, editConfig func(map[string]any)) string {
 	t.Helper()
-	src := refdata.Dir(name)
-	f, err := safetensors.Open(filepath.Join(src, "model.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []safetensors.Source
-	for _, info := range f.Tensors() {
-		raw, err := f.ReadTensor(info.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := safetensors.Source{Name: info.Name, DType: info.DType, Shape: info.Shape, Data: raw}
-		if edit == nil || edit(&s) {
-			out = append(out, s)
-		}
-	}
-	dir := t.TempDir()
-	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), map[string]string{"format": "pt"}, out); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := os.ReadFile(filepath.Join(src, "config.json"))
+	dir := testckpt.Rewrite(t, refdata.Dir(name), edit)
+	raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

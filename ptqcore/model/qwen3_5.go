@@ -2,7 +2,6 @@ package model
 
 import (
 	"fmt"
-	"strconv"
 
 	"github.com/ptqgate/ptqgate/ptqcore/backend"
 )
@@ -158,27 +157,9 @@ func buildQwen35MoE(c *Config, w *Weights) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, v := c.HiddenSize, c.VocabSize
-	m := &Model{Prefix: TextPrefix(w)}
-	if m.Embed, err = w.Param(m.Prefix+".embed_tokens.weight", v, h); err != nil {
-		return nil, err
-	}
-	for i := 0; i < c.NumHiddenLayers; i++ {
-		l, err := buildQwen35Layer(c, q, w, m.LayersPath()+"."+strconv.Itoa(i), i)
-		if err != nil {
-			return nil, err
-		}
-		m.Layers = append(m.Layers, l)
-	}
-	if m.FinalNorm, err = loadNorm(w, m.Prefix+".norm.weight", h, c.RMSNormEps, backend.NormOffset); err != nil {
-		return nil, err
-	}
-	if c.TieWordEmbeddings {
-		m.LMHead = &Linear{Name: "lm_head", Weight: m.Embed, In: h, Out: v}
-	} else if m.LMHead, err = loadLinear(w, "lm_head", v, h, false); err != nil {
-		return nil, err
-	}
-	return m, nil
+	return buildDecoder(c, w, backend.NormOffset, func(prefix string, i int) (*Layer, error) {
+		return buildQwen35Layer(c, q, w, prefix, i)
+	})
 }
 
 // buildQwen35Layer loads decoder layer i under prefix.

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ptqgate/ptqgate/internal/refdata"
+	"github.com/ptqgate/ptqgate/internal/testckpt"
 	"github.com/ptqgate/ptqgate/ptqcore/backend"
 	"github.com/ptqgate/ptqgate/ptqcore/backend/cpu"
 	"github.com/ptqgate/ptqgate/ptqcore/model"
@@ -104,20 +105,12 @@ func TestQwen35Quantizers(t *testing.T) {
 // the logits do not change.
 func TestQwen35Ignored(t *testing.T) {
 	src := refdata.Dir(qwen35Case)
-	f, err := safetensors.Open(filepath.Join(src, "model.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []safetensors.Source
-	for _, info := range f.Tensors() {
-		raw, err := f.ReadTensor(info.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, safetensors.Source{Name: info.Name, DType: info.DType, Shape: info.Shape, Data: raw})
-		if info.Name == "model.language_model.norm.weight" {
-			out = append(out, safetensors.Source{Name: "mtp.norm.weight", DType: info.DType, Shape: info.Shape, Data: raw})
+	out := testckpt.Tensors(t, src, nil)
+	for _, s := range out {
+		if s.Name == "model.language_model.norm.weight" {
+			s.Name = "mtp.norm.weight"
+			out = append(out, s)
+			break
 		}
 	}
 	dir := t.TempDir()

@@ -27,21 +27,32 @@ func buildQwen3MoE(c *Config, w *Weights) (*Model, error) {
 	if err := checkQwen3Supported(c); err != nil {
 		return nil, err
 	}
+	rotary := int(float64(c.HeadDim) * c.PartialRotaryFactor)
+	return buildDecoder(c, w, backend.NormWeighted, func(prefix string, i int) (*Layer, error) {
+		return buildQwen3Layer(c, w, prefix, i, rotary)
+	})
+}
+
+// buildDecoder loads what every supported decoder-only text model has
+// around its layers: the embeddings, c.NumHiddenLayers layers built by
+// layer (given each layer's prefix, "<text prefix>.layers.<i>", and index),
+// the final RMSNorm of the given kind and lm_head (the embeddings when
+// tie_word_embeddings).
+func buildDecoder(c *Config, w *Weights, norm backend.NormKind, layer func(prefix string, i int) (*Layer, error)) (*Model, error) {
 	h, v := c.HiddenSize, c.VocabSize
 	m := &Model{Prefix: TextPrefix(w)}
 	var err error
 	if m.Embed, err = w.Param(m.Prefix+".embed_tokens.weight", v, h); err != nil {
 		return nil, err
 	}
-	rotary := int(float64(c.HeadDim) * c.PartialRotaryFactor)
 	for i := 0; i < c.NumHiddenLayers; i++ {
-		l, err := buildQwen3Layer(c, w, m.LayersPath()+"."+strconv.Itoa(i), i, rotary)
+		l, err := layer(m.LayersPath()+"."+strconv.Itoa(i), i)
 		if err != nil {
 			return nil, err
 		}
 		m.Layers = append(m.Layers, l)
 	}
-	if m.FinalNorm, err = loadNorm(w, m.Prefix+".norm.weight", h, c.RMSNormEps, backend.NormWeighted); err != nil {
+	if m.FinalNorm, err = loadNorm(w, m.Prefix+".norm.weight", h, c.RMSNormEps, norm); err != nil {
 		return nil, err
 	}
 	if c.TieWordEmbeddings {

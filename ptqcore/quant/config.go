@@ -2,7 +2,9 @@ package quant
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -158,7 +160,7 @@ func (c Config) Equal(o Config) bool {
 	if (c.Axis == nil) != (o.Axis == nil) || (c.Axis != nil && *c.Axis != *o.Axis) {
 		return false
 	}
-	if !equalInts(c.Axes, o.Axes) {
+	if !slices.Equal(c.Axes, o.Axes) {
 		return false
 	}
 	if (c.ConstantAmax == nil) != (o.ConstantAmax == nil) || (c.ConstantAmax != nil && *c.ConstantAmax != *o.ConstantAmax) {
@@ -170,31 +172,7 @@ func (c Config) Equal(o Config) bool {
 	if c.BlockSizes != nil {
 		a, b := c.BlockSizes, o.BlockSizes
 		if a.LastDim != b.LastDim || a.Type != b.Type || a.ScaleBits != b.ScaleBits || a.FourOverSix != b.FourOverSix ||
-			!equalIntMaps(a.Other, b.Other) || !equalIntMaps(a.ScaleBlockSizes, b.ScaleBlockSizes) {
-			return false
-		}
-	}
-	return true
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func equalIntMaps(a, b map[int]int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
+			!maps.Equal(a.Other, b.Other) || !maps.Equal(a.ScaleBlockSizes, b.ScaleBlockSizes) {
 			return false
 		}
 	}

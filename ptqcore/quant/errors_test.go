@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -156,7 +157,7 @@ func TestDisablingEntriesAccepted(t *testing.T) {
 			t.Errorf("%s: constant_amax not kept: %+v", q.Name, q.Config)
 		}
 	}
-	if !contains(a.UnmatchedDisabling, "*x") || !contains(a.UnmatchedDisabling, "*weight_quantizer") {
+	if !slices.Contains(a.UnmatchedDisabling, "*x") || !slices.Contains(a.UnmatchedDisabling, "*weight_quantizer") {
 		t.Errorf("unmatched disabling %v", a.UnmatchedDisabling)
 	}
 }
@@ -235,7 +236,7 @@ func TestApplyCoverage(t *testing.T) {
 	// INT8-default error).
 	r.Entries = r.Entries[1:]
 	a, err = r.Apply(qs, ApplyOptions{})
-	if err == nil || !contains(a.Unconfigured, "extra.weight_quantizer") {
+	if err == nil || !slices.Contains(a.Unconfigured, "extra.weight_quantizer") {
 		t.Errorf("unconfigured %v, err %v", a.Unconfigured, err)
 	}
 }

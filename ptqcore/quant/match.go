@@ -206,13 +206,6 @@ func digitsRun(s string, k int) int {
 	return e
 }
 
-// matches reports whether the quantizer name matches the pattern, on the raw
-// name or (unless raw) on its singular form.
-func matches(pattern, name string, raw bool) bool {
-	m := compilePattern(pattern)
-	return m(name) || (!raw && matchSingular(m, name, Singular(name)))
-}
-
 // matchSingular tries the singular form when it differs from the name.
 func matchSingular(m func(string) bool, name, singular string) bool {
 	return singular != name && m(singular)

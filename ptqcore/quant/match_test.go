@@ -116,3 +116,10 @@ func TestEnumerateShapes(t *testing.T) {
 		t.Errorf("default config %+v: format %s maxbound %v", qs[0].Config, qs[0].Config.Format(), qs[0].Config.MaxBound())
 	}
 }
+
+// matches reports whether the quantizer name matches the pattern the way
+// Apply matches it: on the raw name or (unless raw) on its singular form.
+func matches(pattern, name string, raw bool) bool {
+	m := compilePattern(pattern)
+	return m(name) || (!raw && matchSingular(m, name, Singular(name)))
+}

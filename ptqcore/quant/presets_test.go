@@ -1,6 +1,7 @@
 package quant
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -91,21 +92,12 @@ func TestPresetsOnReferenceModels(t *testing.T) {
 					t.Errorf("unmatched enabling %v, unconfigured %v, input without weight %v", a.UnmatchedEnabling, a.Unconfigured, a.InputWithoutWeight)
 				}
 				// Disabling entries that name other architectures match nothing.
-				if !contains(a.UnmatchedDisabling, "*block_sparse_moe.gate*") || contains(a.UnmatchedDisabling, "*lm_head*") {
+				if !slices.Contains(a.UnmatchedDisabling, "*block_sparse_moe.gate*") || slices.Contains(a.UnmatchedDisabling, "*lm_head*") {
 					t.Errorf("unmatched disabling %v", a.UnmatchedDisabling)
 				}
 			})
 		}
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func TestPresetTableMatchesFiles(t *testing.T) {

@@ -106,6 +106,19 @@ type Quantizer struct {
 	Config Config
 }
 
+// ExpertInputQuantizer returns the name of a fused experts module's input
+// quantizer of proj (ProjGateUp or ProjDown), which all its experts share:
+// "<experts>.gate_up_proj_input_quantizer".
+func ExpertInputQuantizer(experts, proj string) string {
+	return experts + "." + proj + "_input_quantizer"
+}
+
+// ExpertWeightQuantizer returns the name of expert e's weight quantizer of
+// proj (ProjGateUp or ProjDown): "<experts>.gate_up_proj_weight_quantizers.<e>".
+func ExpertWeightQuantizer(experts, proj string, e int) string {
+	return experts + "." + proj + "_weight_quantizers." + strconv.Itoa(e)
+}
+
 // Enumerate returns ModelOpt's quantizer set for the modules, in module order
 // and, within a module, in ModelOpt's registration order: Linear input then
 // weight; fused experts gate_up input, gate_up weights 0..E-1, down input, down
@@ -124,9 +137,9 @@ func Enumerate(mods []Module) []Quantizer {
 			add(m.Name+".weight_quantizer", RoleWeight, "", -1)
 		case KindFusedExperts:
 			for _, proj := range []string{ProjGateUp, ProjDown} {
-				add(m.Name+"."+proj+"_input_quantizer", RoleInput, proj, -1)
+				add(ExpertInputQuantizer(m.Name, proj), RoleInput, proj, -1)
 				for e := 0; e < m.NumExperts; e++ {
-					add(m.Name+"."+proj+"_weight_quantizers."+strconv.Itoa(e), RoleWeight, proj, e)
+					add(ExpertWeightQuantizer(m.Name, proj, e), RoleWeight, proj, e)
 				}
 			}
 		case KindAttention:

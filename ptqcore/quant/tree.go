@@ -402,26 +402,18 @@ func (r *resolver) resolve(n *node, yf *yamlFile) (*node, error) {
 	case kindMap:
 		out := &node{kind: kindMap, file: n.file, line: n.line}
 		if imp := n.get("$import"); imp != nil {
-			names, err := importNames(imp)
-			if err != nil {
-				return nil, err
-			}
-			for _, alias := range names {
-				ref, err := r.lookup(imp, yf, alias)
-				if err != nil {
-					return nil, err
-				}
-				u, uf, err := r.loadUnit(imp, alias, ref)
-				if err != nil {
-					return nil, err
-				}
+			err := r.eachImport(imp, yf, func(alias string, u *node, uf *yamlFile) error {
 				if u.kind != kindMap || uf.schema == schemaEntryList {
-					return nil, &RecipeError{File: imp.file.display(), Line: imp.line, Key: "$import " + alias,
+					return &RecipeError{File: imp.file.display(), Line: imp.line, Key: "$import " + alias,
 						Msg: fmt.Sprintf("unit %s holds a list; a mapping import needs a mapping", uf.file.display())}
 				}
 				for i, k := range u.keys {
 					out.set(k, u.vals[i])
 				}
+				return nil
+			})
+			if err != nil {
+				return nil, err
 			}
 		}
 		for i, k := range n.keys {
@@ -454,36 +446,52 @@ func (r *resolver) resolve(n *node, yf *yamlFile) (*node, error) {
 				return nil, &RecipeError{File: it.file.display(), Line: it.line, Key: "$import",
 					Msg: "a list-entry import must be a mapping whose only key is $import; write the entry inline to change it"}
 			}
-			names, err := importNames(imp)
-			if err != nil {
-				return nil, err
-			}
-			for _, alias := range names {
-				ref, err := r.lookup(imp, yf, alias)
-				if err != nil {
-					return nil, err
-				}
-				u, uf, err := r.loadUnit(imp, alias, ref)
-				if err != nil {
-					return nil, err
-				}
+			err := r.eachImport(imp, yf, func(alias string, u *node, uf *yamlFile) error {
 				switch {
 				case uf.schema == schemaAttribute:
-					return nil, &RecipeError{File: imp.file.display(), Line: imp.line, Key: "$import " + alias,
+					return &RecipeError{File: imp.file.display(), Line: imp.line, Key: "$import " + alias,
 						Msg: fmt.Sprintf("unit %s is a QuantizerAttributeConfig (a cfg), not a quant_cfg entry; import it under cfg", uf.file.display())}
 				case u.kind == kindList && uf.schema != schemaEntry:
 					out.items = append(out.items, u.items...)
 				case u.kind == kindMap && uf.schema != schemaEntryList:
 					out.items = append(out.items, u)
 				default:
-					return nil, &RecipeError{File: imp.file.display(), Line: imp.line, Key: "$import " + alias,
+					return &RecipeError{File: imp.file.display(), Line: imp.line, Key: "$import " + alias,
 						Msg: fmt.Sprintf("unit %s declares %s but holds %s", uf.file.display(), uf.schema, u.describe())}
 				}
+				return nil
+			})
+			if err != nil {
+				return nil, err
 			}
 		}
 		return out, nil
 	}
 	return n, nil
+}
+
+// eachImport resolves and loads, in order, every unit that the $import
+// value imp names and passes it to use with its alias; the first error
+// stops it.
+func (r *resolver) eachImport(imp *node, yf *yamlFile, use func(alias string, u *node, uf *yamlFile) error) error {
+	names, err := importNames(imp)
+	if err != nil {
+		return err
+	}
+	for _, alias := range names {
+		ref, err := r.lookup(imp, yf, alias)
+		if err != nil {
+			return err
+		}
+		u, uf, err := r.loadUnit(imp, alias, ref)
+		if err != nil {
+			return err
+		}
+		if err := use(alias, u, uf); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // set adds or replaces a key (an inline key overrides an imported one).

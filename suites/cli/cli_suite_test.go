@@ -11,7 +11,6 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"github.com/onsi/gomega/gexec"
 
 	"github.com/ptqgate/ptqgate/suites/internal/framework"
 )
@@ -22,16 +21,4 @@ func TestCLI(t *testing.T) {
 }
 
 // ptqgate is the binary built once for the suite.
-var ptqgate framework.CLI
-
-var _ = SynchronizedBeforeSuite(func() []byte {
-	path, err := framework.BuildCLI()
-	Expect(err).NotTo(HaveOccurred())
-	return []byte(path)
-}, func(path []byte) {
-	ptqgate = framework.CLI{Path: string(path)}
-})
-
-var _ = SynchronizedAfterSuite(func() {}, func() {
-	gexec.CleanupBuildArtifacts()
-})
+var ptqgate = framework.SuiteCLI()

@@ -186,6 +186,6 @@ var _ = Describe("Loader contracts", func() {
 		}
 	}
 	for _, t := range contracts.AllTargets() {
-		LoaderContract(t, binary{cli: &ptqgate}, few)
+		LoaderContract(t, binary{cli: ptqgate}, few)
 	}
 })

@@ -23,7 +23,6 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"github.com/onsi/gomega/gexec"
 
 	"github.com/ptqgate/ptqgate/suites/internal/framework"
 )
@@ -34,17 +33,6 @@ func TestContracts(t *testing.T) {
 }
 
 // ptqgate is the binary built once for the black-box implementation.
-var ptqgate framework.CLI
-
-var _ = SynchronizedBeforeSuite(func() []byte {
-	path, err := framework.BuildCLI()
-	Expect(err).NotTo(HaveOccurred())
-	return []byte(path)
-}, func(path []byte) {
-	ptqgate = framework.CLI{Path: string(path)}
+var ptqgate = framework.SuiteCLI(func() {
 	checkpoints = newCheckpointCache(framework.TempDir())
-})
-
-var _ = SynchronizedAfterSuite(func() {}, func() {
-	gexec.CleanupBuildArtifacts()
 })

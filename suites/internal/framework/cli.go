@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/onsi/ginkgo/v2"
+	"github.com/onsi/gomega"
 	"github.com/onsi/gomega/gexec"
 
 	"github.com/ptqgate/ptqgate/reports"
@@ -18,11 +19,39 @@ import (
 const MainPackage = "github.com/ptqgate/ptqgate/cmd/ptqgate"
 
 // BuildCLI compiles the ptqgate command into a temporary folder and returns
-// the binary's path. Call it once per suite, on process 1 of
-// SynchronizedBeforeSuite, and remove the folder with
-// gexec.CleanupBuildArtifacts in SynchronizedAfterSuite.
+// the binary's path. SuiteCLI calls it once per suite; a suite that wires
+// its own nodes calls it on process 1 of SynchronizedBeforeSuite and
+// removes the folder with gexec.CleanupBuildArtifacts in
+// SynchronizedAfterSuite.
 func BuildCLI() (string, error) {
 	return gexec.Build(MainPackage)
+}
+
+// SuiteCLI is the black-box tier's suite bootstrap. It registers the
+// suite's SynchronizedBeforeSuite, which builds the ptqgate binary once (on
+// Ginkgo process 1) and hands its path to every parallel process, and the
+// SynchronizedAfterSuite that removes it; it returns the CLI the specs run,
+// whose Path is set before the first spec. setup, when given, runs on every
+// process after that (a suite has one SynchronizedBeforeSuite, so
+// per-process preparation goes here). Call it once, at package level:
+//
+//	var ptqgate = framework.SuiteCLI()
+func SuiteCLI(setup ...func()) *CLI {
+	cli := &CLI{}
+	ginkgo.SynchronizedBeforeSuite(func() []byte {
+		path, err := BuildCLI()
+		gomega.Expect(err).NotTo(gomega.HaveOccurred())
+		return []byte(path)
+	}, func(path []byte) {
+		cli.Path = string(path)
+		for _, f := range setup {
+			f()
+		}
+	})
+	ginkgo.SynchronizedAfterSuite(func() {}, func() {
+		gexec.CleanupBuildArtifacts()
+	})
+	return cli
 }
 
 // CLI is a built ptqgate binary.

@@ -5,9 +5,9 @@
 // It provides
 //   - the labels every suite uses (labels.go), so label filters such as
 //     `-ginkgo.label-filter='regression && R12'` work across suites;
-//   - the black-box tier: BuildCLI compiles the real ptqgate binary once per
-//     suite (gexec.Build, called from SynchronizedBeforeSuite) and CLI.Run
-//     runs it, capturing its exit code, stdout and stderr (cli.go);
+//   - the black-box tier: SuiteCLI compiles the real ptqgate binary once per
+//     suite (gexec.Build, from the SynchronizedBeforeSuite it registers) and
+//     CLI.Run runs it, capturing its exit code, stdout and stderr (cli.go);
 //   - the white-box tier: Calibrate, Export and Verify drive the core the way
 //     the CLI does, returning the report model (core.go);
 //   - fixtures and reference data in per-spec temporary folders (fixtures.go);
