@@ -166,29 +166,8 @@ var _ = Describe("a bfloat16 model on the GPU", Label("gpu"), func() {
 	})
 
 	It("spreads the layers over two logical devices with the same results", func() {
-		dir := bf16Fixture()
-		b := bf16Batches()
-		m, err := model.Load(dir)
-		Expect(err).NotTo(HaveOccurred())
-		one := forwardAll(m, gpu, b, model.ExpertsGrouped)
-		var weights int64
-		for _, p := range m.Params() {
-			weights += int64(2 * len(p.Data))
-		}
-		two, err := cuda.NewWithOptions(cuda.Options{Devices: []int{0, 0}, WeightBudget: weights / 2, StreamMinBytes: 16 << 10})
-		Expect(err).NotTo(HaveOccurred())
-		defer func() { Expect(two.Close()).To(Succeed()) }()
-		Expect(two.Devices()).To(Equal(2))
-		spread := forwardAll(m, two, b, model.ExpertsGrouped)
-		for i := range one {
-			Expect(bitsEqual(spread[i].Logits, one[i].Logits)).To(BeTrue(), "batch %d", i)
-		}
-		Expect(m.Prepare(two)).To(Succeed())
-		stats, err := two.Stats()
-		Expect(err).NotTo(HaveOccurred())
-		m.Release()
-		Expect(stats[0].ResidentWeights).To(BeNumerically(">", 0))
-		Expect(stats[1].ResidentWeights).To(BeNumerically(">", 0))
+		_, _, two := spreadOverTwo([]int{0, 0})
+		Expect(two.Close()).To(Succeed())
 	})
 
 	It("spreads the layers over two real GPUs with the same results", func() {
@@ -197,31 +176,8 @@ var _ = Describe("a bfloat16 model on the GPU", Label("gpu"), func() {
 		if n < 2 {
 			Skip(fmt.Sprintf("%d GPU visible: this spec needs two (run it on a two-GPU host)", n))
 		}
-		dir := bf16Fixture()
-		b := bf16Batches()
-		m, err := model.Load(dir)
-		Expect(err).NotTo(HaveOccurred())
-		one := forwardAll(m, gpu, b, model.ExpertsGrouped)
-		var weights int64
-		for _, p := range m.Params() {
-			weights += int64(2 * len(p.Data))
-		}
-		two, err := cuda.NewWithOptions(cuda.Options{Devices: []int{0, 1}, WeightBudget: weights / 2, StreamMinBytes: 16 << 10})
-		Expect(err).NotTo(HaveOccurred())
+		dir, b, two := spreadOverTwo([]int{0, 1})
 		defer func() { Expect(two.Close()).To(Succeed()) }()
-		Expect(two.Devices()).To(Equal(2))
-		spread := forwardAll(m, two, b, model.ExpertsGrouped)
-		for i := range one {
-			Expect(bitsEqual(spread[i].Logits, one[i].Logits)).To(BeTrue(), "batch %d", i)
-		}
-		Expect(m.Prepare(two)).To(Succeed())
-		stats, err := two.Stats()
-		Expect(err).NotTo(HaveOccurred())
-		m.Release()
-		Expect(stats[0].ResidentWeights).To(BeNumerically(">", 0))
-		Expect(stats[1].ResidentWeights).To(BeNumerically(">", 0))
-		AddReportEntry("resident weight bytes per GPU", fmt.Sprintf("%d / %d", stats[0].ResidentWeights, stats[1].ResidentWeights))
-
 		m1, err := model.Load(dir)
 		Expect(err).NotTo(HaveOccurred())
 		r1 := calibrate(m1, gpu, fp8AllLayerwise(), b, calib.Options{})
@@ -231,6 +187,38 @@ var _ = Describe("a bfloat16 model on the GPU", Label("gpu"), func() {
 		sameCalibration(r1, r2, 0)
 	})
 })
+
+// spreadOverTwo runs the bf16 fixture on a backend whose layers are split
+// over the two device ordinals (half the weights each): the logits must
+// equal the one-device run bit for bit and both devices must hold weights.
+// It returns the fixture, its batches and the two-device backend, which the
+// caller closes.
+func spreadOverTwo(devices []int) (string, *calib.Batches, *cuda.Backend) {
+	dir := bf16Fixture()
+	b := bf16Batches()
+	m, err := model.Load(dir)
+	Expect(err).NotTo(HaveOccurred())
+	one := forwardAll(m, gpu, b, model.ExpertsGrouped)
+	var weights int64
+	for _, p := range m.Params() {
+		weights += int64(2 * len(p.Data))
+	}
+	two, err := cuda.NewWithOptions(cuda.Options{Devices: devices, WeightBudget: weights / 2, StreamMinBytes: 16 << 10})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(two.Devices()).To(Equal(2))
+	spread := forwardAll(m, two, b, model.ExpertsGrouped)
+	for i := range one {
+		Expect(bitsEqual(spread[i].Logits, one[i].Logits)).To(BeTrue(), "batch %d", i)
+	}
+	Expect(m.Prepare(two)).To(Succeed())
+	stats, err := two.Stats()
+	Expect(err).NotTo(HaveOccurred())
+	m.Release()
+	Expect(stats[0].ResidentWeights).To(BeNumerically(">", 0))
+	Expect(stats[1].ResidentWeights).To(BeNumerically(">", 0))
+	AddReportEntry("resident weight bytes per device", fmt.Sprintf("%d / %d", stats[0].ResidentWeights, stats[1].ResidentWeights))
+	return dir, b, two
+}
 
 // bf16AmaxTol bounds the relative amax difference between the GPU and the
 // CPU on the bfloat16 fixture: amax are maxima of bfloat16 activations,
